@@ -1,0 +1,7 @@
+"""``python -m hpc_taskology``: same as the ``taskology`` console script."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,30 @@
+"""``taskology topology JOB.toml``: build the topology and print one line per rank (gathered, in world-rank order)."""
+
+from __future__ import annotations
+
+
+def add_arguments(p) -> None:
+    p.add_argument("job", help="TOML job file")
+    p.add_argument("--backend", choices=["horovod", "torch"], help="override job.backend")
+
+
+def run(args) -> int:
+    import sys
+
+    from mpi4py import MPI
+
+    from ..config import load_config
+    from ..topology import Topology, TopologyError
+
+    cfg = load_config(args.job)
+    try:
+        topo = Topology.build(cfg, MPI.COMM_WORLD, backend=args.backend)
+    except TopologyError as e:
+        if MPI.COMM_WORLD.rank == 0:
+            print(f"taskology topology: {e}", file=sys.stderr)
+        return 2
+    lines = topo.world.gather(topo.describe(), root=0)
+    if topo.world_rank == 0:
+        print("\n".join(lines), flush=True)
+    topo.shutdown()
+    return 0

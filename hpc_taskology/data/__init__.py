@@ -1,0 +1,1 @@
+"""Datasets: native layouts → HDF5 (``pack``), HDF5 → torch (``loader``), and the mediator schedule."""

@@ -1,0 +1,1 @@
+"""Fused Triton consistency losses, installed as ``hpc_taskology.kernels``."""
