@@ -225,6 +225,9 @@ class MediatorConfig:
         p = self._path
         _check(self.batch_size >= 1, f"{p}.batch_size", f"must be >= 1, got {self.batch_size}")
         _check(self.height >= 0 and self.width >= 0, f"{p}.height/width", f"must be >= 0, got {self.height}x{self.width}")
+        if self.path:
+            _check(self.height > 0 and self.width > 0, f"{p}.height/width",
+                   "must be set (> 0) with a mediator path: they fix the shape of the board's entries")
 
 
 @dataclass

@@ -17,7 +17,7 @@ n=1
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[$i]}" in
-    -n|-np|--np|-c) n="${args[$((i + 1))]:-1}" ;;
+    -n|-np|--np) n="${args[$((i + 1))]:-1}" ;;
   esac
 done
 
