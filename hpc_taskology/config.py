@@ -272,7 +272,7 @@ class JobConfig:
 # Parsing: TOML dict -> dataclasses, with the dotted path of every field for error messages.
 
 
-def _build(cls, data: object, path: str):
+def build_dataclass(cls, data: object, path: str):
     """Instantiate dataclass ``cls`` from a TOML table, checking keys and types; errors name ``path.field``."""
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a table, got {type(data).__name__}")
@@ -297,7 +297,7 @@ def _build(cls, data: object, path: str):
 def _convert(hint, value, path: str):
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, path)
+        return build_dataclass(hint, value, path)
     if origin is list:
         (item,) = typing.get_args(hint)
         if not isinstance(value, list):
@@ -332,15 +332,48 @@ def config_from_dict(data: dict, source: str = "<dict>") -> JobConfig:
     Raises :class:`ConfigError` naming the first bad field (dotted path, e.g. ``tasks[0].optimizer.lr``).
     """
     try:
-        cfg = _build(JobConfig, data, "")
+        cfg = build_dataclass(JobConfig, data, "")
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     cfg.source = source
     return cfg
 
 
-def load_config(path: str | Path) -> JobConfig:
-    """Read and validate a TOML job file.
+def apply_overrides(data: dict, overrides: list[str], source: str = "<cli>") -> dict:
+    """Apply command-line overrides ``KEY=VALUE`` to a parsed job file, in place; returns ``data``.
+
+    KEY is a dotted path; inside ``tasks`` the next part names a task, e.g. ``tasks.depth.ranks=1``,
+    ``tasks.normals.optimizer.lr=3e-4``, ``job.steps=50``, ``board.max_staleness=0``.  VALUE is read as a TOML
+    value (``1``, ``0.5``, ``true``, ``"text"``) and taken as a bare string if it is not one.  Types and ranges are
+    then validated like the file's own values.  Raises :class:`ConfigError` naming the override for a malformed
+    one or an unknown task.
+    """
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{source}: override {item!r} is not KEY=VALUE")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        parts, node = key.split("."), data
+        if parts[0] == "tasks":
+            if len(parts) < 3:
+                raise ConfigError(f"{source}: override {item!r}: use tasks.<task name>.<field>=VALUE")
+            match = [t for t in data.get("tasks", []) if isinstance(t, dict) and t.get("name") == parts[1]]
+            if not match:
+                raise ConfigError(f"{source}: override {item!r}: no task named {parts[1]!r}")
+            node, parts = match[0], parts[2:]
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{source}: override {item!r}: {part!r} is not a table")
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> JobConfig:
+    """Read and validate a TOML job file, after applying ``overrides`` (see :func:`apply_overrides`).
 
     Raises ``FileNotFoundError`` if the file is missing, :class:`ConfigError` for TOML syntax errors and bad fields
     (the message starts with the file name).
@@ -352,4 +385,5 @@ def load_config(path: str | Path) -> JobConfig:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    apply_overrides(data, list(overrides), source=str(path))
     return config_from_dict(data, source=str(path))

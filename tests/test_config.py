@@ -88,3 +88,19 @@ def test_shipped_job_files_are_valid():
         if path.name.startswith("sim_"):
             continue  # simulator configs have their own schema (hpc_taskology.sim.config)
         load_config(path)
+
+
+def test_overrides_reach_tasks_by_name_and_are_validated():
+    from hpc_taskology.config import apply_overrides
+
+    d = apply_overrides(doc(), ["tasks.normals.optimizer.lr=3e-4", "job.steps=7", "tasks.depth.ranks=1",
+                                'job.name="renamed"'])
+    cfg = config_from_dict(d)
+    assert cfg.task("normals").optimizer.lr == 3e-4 and cfg.job.steps == 7 and cfg.task("depth").ranks == 1
+    assert cfg.job.name == "renamed"
+    with pytest.raises(ConfigError, match="no task named 'segmentation'"):
+        apply_overrides(doc(), ["tasks.segmentation.ranks=1"])
+    with pytest.raises(ConfigError, match="not KEY=VALUE"):
+        apply_overrides(doc(), ["job.steps"])
+    with pytest.raises(ConfigError, match=r"tasks\[0\].ranks: expected an integer"):
+        config_from_dict(apply_overrides(doc(), ["tasks.depth.ranks=many"]))

@@ -119,8 +119,11 @@ def warp_coords(depth1: torch.Tensor, K: torch.Tensor, rot_1to2: torch.Tensor, t
         K: (B, 3, 3) intrinsics in pixels (no gradient flows to ``K``).
         rot_1to2: (B, 3) axis-angle, radians; with ``trans_1to2`` (B, 3) metres maps frame-1 camera coordinates to
             frame 2: ``X2 = R X1 + T``.
-        obj_motion: optional (B, 3, H, W) metres in frame-1 camera coordinates, added to ``T`` at movable pixels.
-            ``None``: static scene.
+        obj_motion: optional (B, 3, H, W) metres, added to ``T`` at movable pixels *after* the rotation, exactly
+            as eq. 9 writes it (``X2 = R X1 + T + m dt``): its axes are frame 2's camera axes, like ``T``.  A motion
+            expressed in frame-1 camera axes (the datasets schema's ``object_motion``) must be rotated first:
+            pass ``R @ dt``.  Between video frames R is a small rotation, so the difference is at most
+            |rotation angle| × |dt|.  ``None``: static scene.
         movable: optional (B, 1, H, W) bool (or float, > 0.5 = movable) gating ``obj_motion``; ``None`` with an
             ``obj_motion`` applies it everywhere (as depth_and_motion_learning's unmasked residual translation).
 
