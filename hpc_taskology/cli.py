@@ -15,8 +15,11 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "topology": ("hpc_taskology.commands.topology", "print each rank's task group (run under mpirun)"),
     "train": ("hpc_taskology.commands.train", "train the job's task groups collectively (run under mpirun)"),
+    "eval": ("hpc_taskology.commands.eval", "evaluate a trained run's depth and normals on packed RGB-D files"),
+    "report": ("hpc_taskology.commands.report", "compare runs: Table 3 layout, throughput, exchange staleness"),
     "bench": ("hpc_taskology.commands.bench", "benchmarks: exchange, kernels, data, simulate"),
     "pack": ("hpc_taskology.commands.pack", "pack a dataset's native layout into one HDF5 file (MPI-parallel)"),
+    "simulate": ("hpc_taskology.commands.simulate", "render labelled synthetic scenes into one HDF5 file (MPI)"),
 }
 
 

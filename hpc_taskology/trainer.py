@@ -95,6 +95,7 @@ class TaskTrainer:
                 metrics["loss/consistency"] = float(con.detach())
         total.backward()
         self.optimizer.step()
+        self.task.after_step(self.model, step)
         dt = time.perf_counter() - t0
         metrics.update({"loss/total": float(total.detach()), "time/step(s)": dt,
                         "throughput(samples/s)": self.cfg.data.batch_size * self.topo.group_size / dt})

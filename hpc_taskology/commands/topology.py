@@ -5,6 +5,7 @@ from __future__ import annotations
 
 def add_arguments(p) -> None:
     p.add_argument("job", help="TOML job file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a job-file field")
     p.add_argument("--backend", choices=["horovod", "torch"], help="override job.backend")
 
 
@@ -16,7 +17,7 @@ def run(args) -> int:
     from ..config import load_config
     from ..topology import Topology, TopologyError
 
-    cfg = load_config(args.job)
+    cfg = load_config(args.job, args.set)
     try:
         topo = Topology.build(cfg, MPI.COMM_WORLD, backend=args.backend)
     except TopologyError as e:

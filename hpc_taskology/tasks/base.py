@@ -44,6 +44,17 @@ class Task:
         """(consistency loss on this step's mediator batch or ``None``, metrics).  Default: no consistency."""
         return None, {}
 
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """Called after the optimizer step ``step`` (e.g. a refresh sweep of the task's board entries)."""
+
+    @classmethod
+    def board_outputs(cls, job: JobConfig) -> dict[str, tuple[int, ...]]:
+        """Outputs this task kind publishes on the prediction board, ``{output: per-sample shape}``; default none."""
+        return {}
+
+    def attach_mediator(self, mediator, board) -> None:
+        """Give the task the mediator dataset and the prediction board (jobs with a ``[mediator]``)."""
+
     def metric_keys(self) -> list[str]:
         """Every metric name this task may report, in a fixed order (group averaging is a collective)."""
         return []
