@@ -11,6 +11,7 @@ one backward, one optimizer step.  Gradient averaging involves only the ranks of
 
 from __future__ import annotations
 
+import sys
 import time
 
 import torch
@@ -20,6 +21,25 @@ from .checkpoint import load_latest, save_checkpoint
 from .config import OptimizerConfig
 from .metrics import LeaderLog, MetricAccumulator, group_mean
 from .sampler import GroupShardedSampler
+
+
+class _LineStream:
+    """File for tqdm when stderr is not a terminal (mpirun pipes it): each refresh becomes one line.
+
+    tqdm redraws with carriage returns; through mpirun's forwarding those updates only appear at the next newline,
+    i.e. at the end of the run.
+    """
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").strip("\n")
+        if text.strip():
+            self.stream.write(text + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def make_optimizer(cfg: OptimizerConfig, params) -> torch.optim.Optimizer:
@@ -107,8 +127,10 @@ class TaskTrainer:
 
         keys = self.BASE_KEYS + [k for k in self.task.metric_keys() if k not in self.BASE_KEYS]
         acc = MetricAccumulator()
+        tty = sys.stderr.isatty()
         bar = tqdm(total=self.steps, initial=self.start_step, desc=self.task.name, disable=not self.topo.is_leader,
-                   mininterval=2.0, dynamic_ncols=True)
+                   mininterval=2.0 if tty else 20.0, dynamic_ncols=tty,
+                   file=sys.stderr if tty else _LineStream(sys.stderr))
         last: dict[str, float] = {}
         t_start, step = time.perf_counter(), self.start_step
         try:

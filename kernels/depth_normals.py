@@ -29,10 +29,16 @@ registers costs O(N⁴) recomputation per pixel.
 
 Compute dtype: float64 for float64 inputs, float32 otherwise (bf16/fp16 are loaded and upcast; outputs are cast back).
 
-Status: verified against the reference under ``TRITON_INTERPRET=1`` only; the GPU tile (8×64, 4 warps) is untuned and
-no GPU timing has been taken yet (``taskology bench kernels`` on a CUDA box does it).  Expected traffic per pixel in
-fp32: forward 16 B (depth + normals), backward 16 B read + 16 B written + 48 B of g_D scratch; L1/L2 traffic is
-higher (N² shifted stencil loads per pixel), so the forward is likely load-issue-bound rather than DRAM-bound.
+Window loops: the rows of the window are a runtime loop (``range``), only the columns are unrolled
+(``tl.static_range``).  Fully unrolled (N² = 25 offsets × 5 loads at N = 5), ptxas for sm_90 needed 255 registers per
+thread plus up to 4.7 KB of spills per thread and 10-36 s per kernel variant; with the row loop: ~100-120 registers,
+no spills, 1-3 s (``python tests/test_kernels_aot.py`` prints the figures).
+
+Status: verified against the reference under ``TRITON_INTERPRET=1`` and compiled ahead of time for sm_90 (H100) by
+tests/test_kernels_aot.py; the GPU tile (8×64, 8 warps) is untuned and no GPU timing has been taken yet
+(``taskology bench kernels`` on a CUDA box does it).  Expected traffic per pixel in fp32: forward 16 B (depth +
+normals), backward 16 B read + 16 B written + 48 B of g_D scratch; L1/L2 traffic is higher (N² shifted stencil loads
+per pixel), so the forward is likely load-issue-bound rather than DRAM-bound.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import torch
 import triton
 import triton.language as tl
 
+from hpc_taskology.kernels.warp_common import interpreting
 from hpc_taskology.losses.depth_normals import NORMAL_EPS, SIN_EPS
 
 __all__ = [
@@ -135,7 +142,7 @@ def _normal_at(zb, nb, vb, ii, jj, H, W, HW, fx, fy, cx, cy, beta,
     syx = sxx
     syy = sxx
     syz = sxx
-    for a in tl.static_range(-HALF, HALF + 1):
+    for a in range(-HALF, HALF + 1):  # runtime loop over rows: unrolling all N² offsets spills (module doc)
         for b in tl.static_range(-HALF, HALF + 1):
             _, dxx, dxy, dxz, dyx, dyy, dyz = _tangents_at(zb, ii + a, jj + b, H, W, fx, fy, cx, cy, beta)
             sxx += dxx
@@ -299,7 +306,7 @@ def _dn_bwd_depth_kernel(z_ptr, prm_ptr, gd_ptr, gz_ptr, H, W,
     xpx = zero
     xpy = zero
     xpz = zero
-    for a in tl.static_range(-HALF, HALF + 1):
+    for a in range(-HALF, HALF + 1):
         for c in tl.static_range(-HALF - 1, HALF + 2):
             r = ii + a
             k = jj + c
@@ -323,20 +330,22 @@ def _dn_bwd_depth_kernel(z_ptr, prm_ptr, gd_ptr, gz_ptr, H, W,
     ypx = zero
     ypy = zero
     ypz = zero
-    for a in tl.static_range(-HALF - 1, HALF + 2):
-        for c in tl.static_range(-HALF, HALF + 1):
-            r = ii + a
-            k = jj + c
+    # here the runtime loop runs over columns (the row offset dr picks the sums, so it stays a constexpr); new names
+    # (dc, dr): rebinding a, the runtime loop variable above, to a constexpr in a runtime loop does not compile
+    for dc in range(-HALF, HALF + 1):
+        for dr in tl.static_range(-HALF - 1, HALF + 2):
+            r = ii + dr
+            k = jj + dc
             m = (r >= 0) & (r < H) & (k >= 0) & (k < W)
             o = r * W + k
             gx = tl.load(gdb + 3 * HW + o, mask=m, other=0.0)
             gy = tl.load(gdb + 4 * HW + o, mask=m, other=0.0)
             gz = tl.load(gdb + 5 * HW + o, mask=m, other=0.0)
-            if a <= HALF - 1:
+            if dr <= HALF - 1:
                 ymx += gx
                 ymy += gy
                 ymz += gz
-            if a >= -HALF + 1:
+            if dr >= -HALF + 1:
                 ypx += gx
                 ypy += gy
                 ypz += gz
@@ -355,16 +364,22 @@ def _dn_bwd_depth_kernel(z_ptr, prm_ptr, gd_ptr, gz_ptr, H, W,
 
 
 # ------------------------------------------------------------------------------------------------------- launchers
-def _blocks(H: int, W: int, device: torch.device, block: tuple[int, int] | None) -> tuple[int, int, int]:
-    """(BLOCK_H, BLOCK_W, num_warps): 8×64 tiles on a GPU; on the interpreter one big tile (few program instances)."""
+def _blocks(H: int, W: int, block: tuple[int, int] | None) -> tuple[int, int, int]:
+    """(BLOCK_H, BLOCK_W, num_warps): 8×64 tiles with 8 warps (2 pixels per thread) when compiled; on the interpreter
+    one big tile (few program instances).  Chosen by the mode, not the device (as :func:`pixel_block`), so tools
+    that trace the launchers on ``meta`` tensors (tests/test_kernels_aot.py) see the GPU configuration.
+
+    8 warps rather than 4: at 4 pixels per thread ptxas needs ~150-180 registers per thread for the window sums
+    (sm_90, ``python tests/test_kernels_aot.py``), at 2 pixels ~100-120 — twice the resident warps per SM."""
     if block is not None:
         bh, bw = block
         if bh & (bh - 1) or bw & (bw - 1):
             raise ValueError(f"block: expected powers of two, got {block}")
-        return bh, bw, 4
-    if device.type == "cuda":
-        return 8, 64, 4
-    return min(triton.next_power_of_2(H), 64), min(triton.next_power_of_2(W), 64), 4
+    elif not interpreting():
+        bh, bw = 8, 64
+    else:
+        bh, bw = min(triton.next_power_of_2(H), 64), min(triton.next_power_of_2(W), 64)
+    return bh, bw, (8 if bh * bw >= 512 else 4)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -383,7 +398,7 @@ def make_params(K: torch.Tensor, beta: float, dtype: torch.dtype) -> torch.Tenso
 def depth_normals_forward(depth, normals, params, valid_u8, window: int, block=None):
     """Launch the fused forward.  Returns (loss sum in the compute dtype, n_valid int64), both 0-dim."""
     B, _, H, W = depth.shape
-    bh, bw, warps = _blocks(H, W, depth.device, block)
+    bh, bw, warps = _blocks(H, W, block)
     grid = (triton.cdiv(W, bw), triton.cdiv(H, bh), B)
     n_prog = grid[0] * grid[1] * grid[2]
     loss_part = torch.empty(n_prog, dtype=params.dtype, device=depth.device)
@@ -401,7 +416,7 @@ def depth_normals_backward(depth, normals, params, valid_u8, scale, window: int,
     Returns (d depth or None, d normals or None) in the dtypes of ``depth`` and ``normals``.
     """
     B, _, H, W = depth.shape
-    bh, bw, warps = _blocks(H, W, depth.device, block)
+    bh, bw, warps = _blocks(H, W, block)
     grid = (triton.cdiv(W, bw), triton.cdiv(H, bh), B)
     has_valid = valid_u8 is not None
     gd = (torch.empty((B, 6, H, W), dtype=params.dtype, device=depth.device) if need_depth
