@@ -56,12 +56,15 @@ class TaskTrainer:
 
     ``resume=True`` continues from the newest checkpoint of the task under the run directory (the step, the
     optimizer state and the sampler position are restored; with ``resume=False`` existing checkpoints are ignored
-    and overwritten as the run proceeds).
+    and overwritten as the run proceeds).  ``init_from`` (another run's directory) starts a new run from that run's
+    newest weights and optimizer state for this task, at step 0: Taskology §4.3 first trains each task on its
+    simulated labels, then adds the consistency loss on the real mediator frames.  Raises ``FileNotFoundError``
+    naming the directory when it holds no checkpoint of the task.
     """
 
     BASE_KEYS = ["loss/total", "loss/supervised", "loss/consistency", "time/step(s)", "throughput(samples/s)"]
 
-    def __init__(self, topo, task, resume: bool = False, steps: int | None = None):
+    def __init__(self, topo, task, resume: bool = False, steps: int | None = None, init_from=None):
         self.topo, self.task = topo, task
         self.job = topo.cfg.job
         self.cfg = task.cfg
@@ -79,6 +82,13 @@ class TaskTrainer:
             seed=self.job.seed + 7919 * topo.task_index,
         )
         self.start_step = 0
+        if init_from is not None:
+            state = load_latest(init_from, task.name)
+            if state is None:
+                raise FileNotFoundError(f"--init-from {init_from}: no checkpoint of task {task.name!r} under "
+                                        f"{init_from}/checkpoints/{task.name}")
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
         if resume:
             state = load_latest(self.run_dir, task.name)
             if state is not None:

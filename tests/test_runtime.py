@@ -61,3 +61,11 @@ def test_sampler_state_mismatch_is_an_error():
         s.check_state({**s.state_dict(3), "batch_size": 8})
     with pytest.raises(ValueError, match="smaller than one global batch"):
         GroupShardedSampler(5, 4, 0, 2)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("backend", ["horovod", "torch"])
+@pytest.mark.parametrize("n", [2, 4])
+def test_a_slow_group_never_holds_back_another(n, backend, tmp_path):
+    proc = run_mpi(n, "runtime_no_wait.py", backend, str(tmp_path), timeout=240)
+    assert f"runtime_no_wait OK backend={backend} ranks={n}" in proc.stdout

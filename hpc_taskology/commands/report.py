@@ -47,6 +47,18 @@ def tables(runs: list[Path], labels: list[str]) -> str:
                 f"| {label} | {_fmt(n.get('within_11.25'), 100)} | {_fmt(n.get('within_22.5'), 100)} | "
                 f"{_fmt(n.get('within_30'), 100)} | {_fmt(n.get('mean_deg'))} | {_fmt(raw.get('abs_rel'), nd=3)} | "
                 f"{_fmt(med.get('abs_rel'), nd=3)} | {_fmt(med.get('delta1'), 100)} |")
+        base = next((e[name].get("baseline_constant_depth") for e in evals if name in e), None)
+        if base:
+            lines.append(f"| constant depth (reference) | – | – | – | – | – | {base['abs_rel']:.3f} | "
+                         f"{100 * base['delta1']:.1f} |")
+        cons = [(label, e[name]["cross_task_consistency"]) for label, e in zip(labels, evals)
+                if name in e and "cross_task_consistency" in e[name]]
+        if cons:
+            lines += ["", "Agreement between the two networks on these frames (normals net vs normals from the depth "
+                      "net; what the consistency loss optimises):", "",
+                      "| run | mean angle (°) | < 11.25° (%) | < 30° (%) |", "|---|---|---|---|"]
+            lines += [f"| {label} | {c['mean_deg']:.1f} | {100 * c['within_11.25']:.1f} | {100 * c['within_30']:.1f} |"
+                      for label, c in cons]
         lines.append("")
     lines += ["### training", "",
               "| run | group | ranks | steps | steps/s | coverage of peer predictions | staleness p50 / p90 / max (steps) "

@@ -14,6 +14,8 @@ def add_arguments(p) -> None:
                    help="override a job-file field, e.g. --set tasks.depth.ranks=1 --set board.max_staleness=0")
     p.add_argument("--steps", type=int, help="override job.steps")
     p.add_argument("--name", help="override job.name (the run directory under job.out_dir)")
+    p.add_argument("--init-from", metavar="RUN_DIR",
+                   help="start from another run's newest weights and optimizer state (e.g. a run trained alone)")
     p.add_argument("--no-consistency", action="store_true",
                    help="train every task alone (all consistency weights 0): the paper's baseline rows")
 
@@ -62,7 +64,7 @@ def run(args) -> int:
     if cfg.mediator.path and any(t.consistency.weight > 0 for t in cfg.tasks):
         board = open_board(cfg, topo, task)
     try:
-        summary = TaskTrainer(topo, task, resume=args.resume).train()
+        summary = TaskTrainer(topo, task, resume=args.resume, init_from=args.init_from).train()
         summary["ranks"] = topo.group_size
         if board is not None:
             summary["exchange"] = task.staleness_report()

@@ -10,6 +10,9 @@ Protocol (stated in results and README):
   without scaling and with per-frame median scaling (monodepth2's protocol for scale-ambiguous predictions).
 * Normals: angular error against normals fitted to the measured depth (:mod:`.normals_gt`, PCA plane fits over
   7×7 windows of measured points, only where the window is covered, planar and free of depth jumps).
+* Also reported: ``baseline_constant_depth`` (a constant prediction under median scaling: what a network that learned
+  no structure scores) and ``cross_task_consistency`` (angle between the normals network's output and normals derived
+  from the depth network's output, at the input resolution: what the consistency loss optimises, not accuracy).
 """
 
 from __future__ import annotations
@@ -101,6 +104,22 @@ def evaluate_file(cfg, data: str | Path, eval_scale: int = 2, batch_size: int = 
         else:
             result["normals"] = normal_metrics(p, cat["normals"], cat["normals_valid"])
             examples["pred_normals"] = p[:n_examples]
+    # Reference points for reading the table: a constant-depth predictor under median scaling (what the
+    # median-scaled metrics give a network that learned no structure at all), and how consistent the two networks
+    # are with each other on these frames (the quantity the consistency loss optimises; not a measure of accuracy).
+    result["baseline_constant_depth"] = depth_metrics(torch.ones_like(cat["depth"]), cat["depth"], cat["valid"],
+                                                      median_scaling=True)
+    if "pred_depth" in examples and "pred_normals" in examples:
+        from ..losses.depth_normals import normals_from_depth
+
+        depth_name = next(t for t in tasks if cfg.task(t).kind == "depth")
+        normals_name = next(t for t in tasks if cfg.task(t).kind == "normals")
+        K_net = torch.stack([net_ds[i]["K"] for i in range(len(net_ds))])
+        with torch.no_grad():
+            d = F.interpolate(torch.cat(preds[depth_name]), size=net_size, mode="bilinear", align_corners=False)
+            n = F.interpolate(torch.cat(preds[normals_name]), size=net_size, mode="bilinear", align_corners=False)
+            nd, nv = normals_from_depth(d, K_net)
+        result["cross_task_consistency"] = normal_metrics(n, nd, nv)
     net_ds.close()
     gt_ds.close()
     result["examples"] = examples
