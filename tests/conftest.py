@@ -40,6 +40,20 @@ def mpi_command(n: int, argv: list[str]) -> list[str]:
     return [exe, flag, str(n), *pre, sys.executable, *argv]
 
 
+def _launch(n: int, argv: list[str], timeout: float, env: dict | None, check: bool) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMPI_MCA_osc": os.environ.get("OMPI_MCA_osc", "^ucx")}
+    full_env.update(env or {})
+    cmd = mpi_command(n, ["-m", "mpi4py", *argv])
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO)
+    if check and proc.returncode != 0:
+        pytest.fail(
+            f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout ---\n{proc.stdout[-6000:]}\n"
+            f"--- stderr ---\n{proc.stderr[-6000:]}",
+            pytrace=False,
+        )
+    return proc
+
+
 def run_mpi(n: int, script: str | Path, *args: str, timeout: float = 300, env: dict | None = None,
             check: bool = True) -> subprocess.CompletedProcess:
     """Run ``tests/mpi/<script>`` (or any path) under MPI with ``n`` ranks through ``python -m mpi4py``.
@@ -50,33 +64,13 @@ def run_mpi(n: int, script: str | Path, *args: str, timeout: float = 300, env: d
     path = Path(script)
     if not path.is_absolute():
         path = REPO / "tests" / "mpi" / path
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMPI_MCA_osc": os.environ.get("OMPI_MCA_osc", "^ucx")}
-    full_env.update(env or {})
-    cmd = mpi_command(n, ["-m", "mpi4py", str(path), *args])
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO)
-    if check and proc.returncode != 0:
-        pytest.fail(
-            f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout ---\n{proc.stdout[-6000:]}\n"
-            f"--- stderr ---\n{proc.stderr[-6000:]}",
-            pytrace=False,
-        )
-    return proc
+    return _launch(n, [str(path), *args], timeout, env, check)
 
 
 def run_mpi_cli(n: int, *args: str, timeout: float = 300, env: dict | None = None,
                 check: bool = True) -> subprocess.CompletedProcess:
     """Run ``python -m mpi4py -m hpc_taskology <args>`` on ``n`` ranks (the ``taskology`` CLI under MPI)."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMPI_MCA_osc": os.environ.get("OMPI_MCA_osc", "^ucx")}
-    full_env.update(env or {})
-    cmd = mpi_command(n, ["-m", "mpi4py", "-m", "hpc_taskology", *args])
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO)
-    if check and proc.returncode != 0:
-        pytest.fail(
-            f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout ---\n{proc.stdout[-6000:]}\n"
-            f"--- stderr ---\n{proc.stderr[-6000:]}",
-            pytrace=False,
-        )
-    return proc
+    return _launch(n, ["-m", "hpc_taskology", *args], timeout, env, check)
 
 
 def pytest_collection_modifyitems(config, items):

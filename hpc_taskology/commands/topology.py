@@ -10,19 +10,12 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import sys
-
-    from mpi4py import MPI
-
     from ..config import load_config
-    from ..topology import Topology, TopologyError
+    from . import build_topology
 
     cfg = load_config(args.job, args.set)
-    try:
-        topo = Topology.build(cfg, MPI.COMM_WORLD, backend=args.backend)
-    except TopologyError as e:
-        if MPI.COMM_WORLD.rank == 0:
-            print(f"taskology topology: {e}", file=sys.stderr)
+    topo = build_topology(cfg, args.backend, "topology")
+    if topo is None:
         return 2
     lines = topo.world.gather(topo.describe(), root=0)
     if topo.world_rank == 0:

@@ -36,14 +36,11 @@ def open_board(cfg, topo, task):
 
 def run(args) -> int:
     import json
-    import sys
-
-    from mpi4py import MPI
 
     from ..config import load_config
     from ..tasks import make_task
-    from ..topology import Topology, TopologyError
     from ..trainer import TaskTrainer
+    from . import build_topology
 
     cfg = load_config(args.job, args.set)
     if args.steps is not None:
@@ -53,11 +50,8 @@ def run(args) -> int:
     if args.no_consistency:
         for t in cfg.tasks:
             t.consistency.weight = 0.0
-    try:
-        topo = Topology.build(cfg, MPI.COMM_WORLD, backend=args.backend)
-    except TopologyError as e:
-        if MPI.COMM_WORLD.rank == 0:
-            print(f"taskology train: {e}", file=sys.stderr)
+    topo = build_topology(cfg, args.backend, "train")
+    if topo is None:
         return 2
     task = make_task(topo.task_cfg, cfg, topo)
     board = None
