@@ -152,7 +152,8 @@ class TaskTrainer:
                     acc.reset()
                     self.log.log(done, last)
                     self.history.append({"step": done, **last})
-                    bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in last.items() if k.startswith("loss")})
+                    bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in last.items() if k.startswith("loss")},
+                                    refresh=False)
                 if self.job.checkpoint_every and done % self.job.checkpoint_every == 0 and done < self.steps:
                     self.save(done)
                 bar.update(1)

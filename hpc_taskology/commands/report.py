@@ -20,7 +20,7 @@ def add_arguments(p) -> None:
 
 
 def _fmt(x, scale=1.0, nd=1) -> str:
-    return "–" if x is None else f"{scale * x:.{nd}f}"
+    return "–" if x is None or x != x else f"{scale * x:.{nd}f}"  # None or NaN (no reads yet)
 
 
 def tables(runs: list[Path], labels: list[str]) -> str:
