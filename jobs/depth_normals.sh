@@ -10,7 +10,7 @@
 #
 #   jobs/depth_normals.sh [-n RANKS] [--pretrain-steps N] [--steps N] [--name NAME] [--seed S]
 #     -n RANKS             4 (default: 2 per group) or 2 (1 per group)
-#     --pretrain-steps N   steps on simulated labels alone (default: job.steps of jobs/depth_normals.toml)
+#     --pretrain-steps N   steps on simulated labels alone (default: job.steps of jobs/depth_normals.toml, 600)
 #     --steps N            steps of the (A)/(B) continuation (default: half of that)
 #     --name NAME          run names NAME_sim, NAME_alone, NAME (default depth_normals)
 #     --seed S             job.seed (weights, sampling, mediator schedule)

@@ -142,7 +142,10 @@ def save_figure(examples: dict, path: str | Path, title: str) -> Path:
     if "pred_normals" in examples:
         cols += [("gt_normals", "plane-fit normals"), ("pred_normals", "predicted normals"), ("angle", "angle error (°)")]
     fig, axes = plt.subplots(n, len(cols), figsize=(2.6 * len(cols), 1.9 * n), squeeze=False)
+    # One colour scale for measured and predicted depth, wide enough for both (a sim-trained net can be off in scale).
     vmax = float(examples["gt_depth"][examples["gt_valid"]].quantile(0.98)) if examples["gt_valid"].any() else 5.0
+    if "pred_depth" in examples:
+        vmax = max(vmax, float(examples["pred_depth"].flatten().quantile(0.98)))
     for r in range(n):
         for c, (key, label) in enumerate(cols):
             ax = axes[r, c]
