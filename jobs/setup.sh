@@ -92,7 +92,7 @@ if ! "$py" -c "import horovod.torch" 2>/dev/null || [ "$force" = 1 ]; then
   HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_GLOO=1 HOROVOD_WITHOUT_TENSORFLOW=1 \
   HOROVOD_WITHOUT_MXNET=1 HOROVOD_CPU_OPERATIONS=MPI MPICC="$mpicc_path" \
     pip install -q --no-build-isolation --no-deps "$src"
-  pip install -q cloudpickle psutil pyyaml packaging   # Horovod's runtime requirements
+  pip install -q cloudpickle psutil pyyaml packaging cffi   # Horovod's runtime requirements
 fi
 
 pip install -q --no-build-isolation --no-deps -e "$here"

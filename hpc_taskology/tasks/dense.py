@@ -162,8 +162,7 @@ class DenseTask(Task):
         }
 
     def close(self) -> None:
-        if self.board is not None and not self.board.closed:
-            self.board.set_state("finished")
+        # The board's state (finished / failed) is set by its owner, the train command, which knows which it is.
         self.dedicated.close()
         if self.mediator is not None:
             self.mediator.close()
