@@ -23,14 +23,12 @@ Measures, and prints and writes as JSON (default ``bench_results/exchange.json``
 
 from __future__ import annotations
 
-import json
 import mmap
 import os
 import socket
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 
@@ -255,12 +253,10 @@ def run(args) -> int:
         "latency": rows,
         "batch_read": board,
     }
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(doc, indent=2), flush=True)
-    else:
+    from ..commands.bench import save_report
+
+    save_report(doc, args.out, args.json)
+    if not args.json:
         print(f"{'entry':>10} {'get us':>10} {'put us':>10} {'memcpy us':>10} {'get GB/s':>9} {'put GB/s':>9} "
               f"{'memcpy GB/s':>11} {'shm GB/s':>9} {'get/memcpy':>10} {'get/shm':>8}")
         for r in rows:
@@ -272,5 +268,4 @@ def run(args) -> int:
               f"(>= 1 MiB); torn reads {doc['torn_reads']} of {doc['reads_tried']}; batch read "
               f"{b['batch']}x{tuple(b['shape'])} {b['dtype']}: {b['read_ms_p50']:.3f} ms = "
               f"{100 * b['fraction_of_step']:.2f} % of a {b['step_ms']:.1f} ms step ({b['step_source']})")
-    print(f"wrote {path}", file=sys.stderr, flush=True)
     return 0

@@ -20,6 +20,19 @@ BENCHES: dict[str, str] = {
 }
 
 
+def save_report(report: dict, out, echo_json: bool) -> None:
+    """Write a benchmark's JSON report to ``out`` (parents created), say where, and print it with ``--json``."""
+    import json
+    from pathlib import Path
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}", flush=True)
+    if echo_json:
+        print(json.dumps(report, indent=2), flush=True)
+
+
 def add_arguments(p) -> None:
     sub = p.add_subparsers(dest="bench", required=True, metavar="NAME")
     for name, module in BENCHES.items():

@@ -14,7 +14,6 @@ table and writes JSON (default ``bench_results/data.json``).
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import tempfile
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..commands.bench import save_report
 
 TARGET_SPEEDUP = 5.0
 
@@ -180,10 +181,5 @@ def run(args) -> int:
               f"{str(r.get('file_MiB', '-')):>10}{str(r.get('speedup_vs_folder', '-')):>9}")
     print(f"best HDF5 speedup (uint8 transport) by workers: {best} "
           f"(target >= {TARGET_SPEEDUP}x: {'met' if report['target_met'] else 'NOT met'})")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
-    if args.json:
-        print(json.dumps(report, indent=2))
+    save_report(report, args.out, args.json)
     return 0

@@ -13,13 +13,14 @@ includes other processes' load; frames per CPU-second of this process (``process
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
 from pathlib import Path
 
 import torch
+
+from ..commands.bench import save_report
 
 SIZES = "96x128,128x160,240x320"
 
@@ -101,10 +102,5 @@ def run(args) -> int:
               f"{job_s:>10.0f} s ({job_s / 60:.1f} min; {total / (2 * per_cpu_s) / 60:.1f} min idle)")
     report = {"benchmark": "simulate", "date": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.node(),
               "torch": torch.__version__, "config": args.config or "jobs/sim_indoor.toml", "rows": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
-    if args.json:
-        print(json.dumps(report, indent=2))
+    save_report(report, args.out, args.json)
     return 0
